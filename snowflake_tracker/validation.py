@@ -87,7 +87,7 @@ class Parcel:
 
 
 # The name is the contract the web layer codes against, hence no "Error" suffix.
-class MissingFields(ValueError):  # noqa: N818
+class MissingFields(ValueError):
     """Some parameters are absent or blank; ``missing`` names them in `FIELDS` order."""
 
     def __init__(self, missing: list[str]) -> None:
