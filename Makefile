@@ -1,10 +1,15 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install first.
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+# Debian packages some tests and benchmarks drive: faketime (a clock set back), prometheus
+# (promtool and a real scraping server), wrk (the load generator).
+SYSTEM_TOOLS := faketime:faketime promtool:prometheus prometheus:prometheus wrk:wrk
+
+.PHONY: install system-deps run test lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=... to another 3.11+)"; exit 1; }
@@ -15,10 +20,22 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# Installs the missing Debian packages when it can (root, or sudo without a password);
+# otherwise it says which tests will be skipped. CI runs as root, so there they install.
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -z "$${missing// /}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "note: install$$missing (Debian packages) to run every test; tests needing them skip"; exit 0; fi; \
+	echo "installing Debian packages:$$missing"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
 run: $(STAMP)
 	$(BIN)/snowflake-tracker serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # ruff reads no setup.cfg, and pyproject.toml holds only [build-system]: its settings live here.

@@ -1,0 +1,207 @@
+"""Thin handlers: parse, validate, mint, serialise. Errors are raised, answered in errors.py.
+
+Each ``make_*`` factory closes over what its handler needs, so the handler itself touches no
+application state by key on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Mapping
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import MultiMapping
+
+from snowflake_tracker.ids.codec import parse as parse_number
+from snowflake_tracker.ids.layout import decompose
+from snowflake_tracker.minting import Minter
+from snowflake_tracker.validation import (
+    MissingFields,
+    Parcel,
+    ValidationError,
+    validate_parcel,
+)
+from snowflake_tracker.web.errors import (
+    JSON,
+    NO_STORE,
+    BadRequest,
+    Handler,
+    error_response,
+    json_response,
+)
+
+DECODE_PATH = "/api/tracking-numbers/"
+MAX_JSON_DEPTH = 4
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+Decoder = Callable[[int, int], int]
+
+
+def query_params(query: MultiMapping[str]) -> Mapping[str, object]:
+    """The query as a mapping; a parameter given more than once maps to the list of values.
+
+    The common case (every parameter once) returns the proxy itself: no copy.
+    """
+    if len(set(query.keys())) == len(query):
+        return query
+    params: dict[str, object] = {}
+    for key in query:
+        if key not in params:
+            values = query.getall(key)
+            params[key] = values[0] if len(values) == 1 else values
+    return params
+
+
+def make_next_number(minter: Minter, max_weight_kg: Decimal) -> Handler:
+    """GET /api/next-tracking-number: validate the seven parameters, mint one number."""
+    mint = minter.mint
+
+    async def next_tracking_number(request: web.Request) -> web.StreamResponse:
+        # Errors are answered here rather than by the middleware: this route skips the
+        # middleware chain, which is a measurable share of its cost (benchmarks/README.md).
+        try:
+            parcel = validate_parcel(query_params(request.query), max_weight_kg=max_weight_kg)
+            number, created_at = mint(parcel.origin_country_id)
+        except Exception as exc:
+            return error_response(exc)
+        return web.Response(
+            body=orjson.dumps({"tracking_number": number, "created_at": created_at}),
+            status=201,
+            content_type=JSON,
+            headers={"Cache-Control": "no-store", "Location": DECODE_PATH + number},
+        )
+
+    return next_tracking_number
+
+
+def _json_depth_ok(value: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+    return True
+
+
+def make_batch(minter: Minter, max_weight_kg: Decimal, max_batch: int) -> Handler:
+    """POST /api/tracking-numbers: numbers for a print run, all or nothing, in order."""
+
+    async def batch(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("The body must be a JSON array of parcels.") from None
+        if not isinstance(items, list) or not items:
+            raise BadRequest("The body must be a non-empty JSON array of parcels.")
+        if len(items) > max_batch:
+            raise BadRequest(
+                f"At most {max_batch} parcels in one request; this one has {len(items)}.",
+                status=413,
+            )
+        if not _json_depth_ok(items, MAX_JSON_DEPTH):
+            raise BadRequest("Parcels must be flat JSON objects of strings.")
+        parcels: list[Parcel] = []
+        errors: dict[str, dict[str, str]] = {}
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                errors[str(index)] = {"parcel": "must be a JSON object with the seven fields"}
+                continue
+            try:
+                parcels.append(validate_parcel(item, max_weight_kg=max_weight_kg))
+            except MissingFields as exc:
+                errors[str(index)] = {field: "is required" for field in exc.missing}
+            except ValidationError as exc:
+                errors[str(index)] = exc.errors
+        if errors:
+            raise BadRequest(
+                f"{len(errors)} of {len(items)} parcels are invalid; none were numbered.",
+                errors=errors,
+            )
+        minted = minter.mint_many([parcel.origin_country_id for parcel in parcels])
+        return json_response(
+            {
+                "tracking_numbers": [
+                    {"tracking_number": number, "created_at": created_at}
+                    for number, created_at in minted
+                ]
+            },
+            201,
+        )
+
+    return batch
+
+
+def make_decode(origins: Container[str], decode_key: Decoder | None, reveal: bool) -> Handler:
+    """GET /api/tracking-numbers/{tracking_number}: check a number and say what it holds."""
+
+    async def decode(request: web.Request) -> web.StreamResponse:
+        return json_response(
+            describe(request.match_info["tracking_number"], origins, decode_key, reveal)
+        )
+
+    return decode
+
+
+def describe(
+    text: str, origins: Container[str], decode_key: Decoder | None, reveal: bool = True
+) -> dict[str, Any]:
+    """What a number holds, as the decode endpoint and ``snowflake-tracker decode`` show it."""
+    number = parse_number(text, origins=origins)
+    answer: dict[str, Any] = {
+        "tracking_number": number.text,
+        "origin_country_id": number.origin,
+        "key_version": number.key_version,
+        "valid": True,
+    }
+    if number.key_version == 0:
+        snowflake_id = number.snowflake_id
+    elif decode_key is None:
+        raise BadRequest(
+            f"Key version {number.key_version} is not configured on this server.",
+            errors={"tracking_number": "made under a key this server does not hold"},
+        )
+    elif not reveal:
+        return answer
+    else:
+        snowflake_id = decode_key(number.key_version, number.snowflake_id)
+    parts = decompose(snowflake_id)
+    answer.update(
+        minted_at=parts.minted_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        worker_id=parts.worker_id,
+        sequence=parts.sequence,
+        snowflake_id=str(snowflake_id),
+    )
+    return answer
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """GET /healthz: the process is alive and its event loop answers."""
+    return json_response({"status": "ok"})
+
+
+def make_readyz(readiness: Readiness) -> Handler:
+    """GET /readyz: 200 while the worker can issue numbers, else 503, with the reasons."""
+
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        ready, details = readiness()
+        return json_response(
+            {"status": "ready" if ready else "not ready", **details}, 200 if ready else 503
+        )
+
+    return readyz
+
+
+def make_openapi(document: bytes) -> Handler:
+    """GET /openapi.json: the OpenAPI 3.1 description, shipped with the package."""
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=document, content_type=JSON, headers=NO_STORE)
+
+    return openapi

@@ -1,0 +1,259 @@
+"""One worker process: claim the worker ID, keep its lease durable, serve until told to stop.
+
+The order at start matters for uniqueness (DESIGN §4):
+
+1. take the exclusive lock on the worker ID (a second live holder refuses to start);
+2. read the stored lease L and anchor the clock at ``max(wall clock, L)``;
+3. durably write a new lease reaching ``lease_seconds`` ahead, *then* start issuing IDs,
+   never past the lease the disk holds;
+4. renew the lease in the background, a third of the way through each period. A failed
+   write leaves the generator's ceiling where it was: once time reaches it, requests get
+   503 with ``Retry-After`` and ``/readyz`` says why, rather than an ID the disk never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from snowflake_tracker.config import Config
+from snowflake_tracker.ids.generator import AnchoredClock, SnowflakeGenerator
+from snowflake_tracker.ids.layout import years_left
+from snowflake_tracker.lease import LeaseError, WorkerLease
+from snowflake_tracker.secrets import load_keys
+from snowflake_tracker.worker_id import NodeIdentity
+
+log = logging.getLogger("snowflake_tracker.worker")
+
+# A wall clock that moves against the monotonic one by more than this between two checks has
+# been stepped (by an operator, or NTP in step mode); smaller drift is slewing, not a step.
+CLOCK_STEP_THRESHOLD_MS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What the supervisor tells a worker: its slot, its worker ID, and the node's plan."""
+
+    slot: int
+    worker_id: int
+    node: NodeIdentity | None
+    node_worker_ids: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class LeaseKeeper:
+    """Renews one worker's lease and tracks the health of its clock and lease."""
+
+    lease: WorkerLease
+    generator: SnowflakeGenerator
+    clock: AnchoredClock
+    lease_ms: int
+    renewals: int = 0
+    failures: int = 0
+    last_error: str = ""
+    clock_steps_back: int = 0
+    clock_step_back_ms: int = 0
+    _last_skew_ms: int = field(default=0)
+
+    def renew_now(self) -> None:
+        """Write a lease reaching ``lease_ms`` past the clock, then let the generator use it."""
+        until = self.clock() + self.lease_ms
+        try:
+            self.lease.write(until)
+        except OSError as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+            log.error(
+                "lease write failed",
+                extra={
+                    "event": "lease_failed",
+                    "worker_id": self.generator.worker_id,
+                    "error": self.last_error,
+                },
+            )
+            return
+        self.generator.extend_lease(until)
+        self.renewals += 1
+        self.last_error = ""
+
+    def check_clock(self) -> None:
+        """Notice a wall clock stepped backwards (the IDs are safe; the operator should know)."""
+        skew = self.clock.skew_ms
+        step = skew - self._last_skew_ms
+        if step > CLOCK_STEP_THRESHOLD_MS:
+            self.clock_steps_back += 1
+            self.clock_step_back_ms = step
+            log.warning(
+                "wall clock stepped backwards",
+                extra={
+                    "event": "clock_step_back",
+                    "step_ms": step,
+                    "worker_id": self.generator.worker_id,
+                },
+            )
+        self._last_skew_ms = skew
+
+    @property
+    def remaining_ms(self) -> int:
+        """How long until the generator reaches the durable lease."""
+        return self.generator.lease_until_ms - self.clock()
+
+    def healthy(self) -> bool:
+        return self.remaining_ms > 0 and not self.last_error
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "lease": {
+                "state": "ok" if self.healthy() else "failing",
+                "until_ms": self.generator.lease_until_ms,
+                "remaining_ms": self.generator.lease_until_ms - now,
+                "renewals": self.renewals,
+                "failures": self.failures,
+                **({"error": self.last_error} if self.last_error else {}),
+            },
+            "clock": {
+                "state": "ok",
+                "now_ms": now,
+                "ahead_of_wall_clock_ms": self.clock.skew_ms,
+                "steps_back_seen": self.clock_steps_back,
+                "id_years_left": round(years_left(now), 2),
+            },
+        }
+
+
+async def keep_lease(keeper: LeaseKeeper, period_s: float) -> None:
+    """Renew the lease every ``period_s`` (a third of its length), off the event loop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(period_s)
+        keeper.check_clock()
+        # fsync can take milliseconds: it runs on a thread so requests keep flowing.
+        await loop.run_in_executor(None, keeper.renew_now)
+
+
+def claim(config: Config, spec: WorkerSpec) -> LeaseKeeper:
+    """Lock the worker ID, anchor the clock past the stored lease, write the first lease."""
+    lease = WorkerLease(config.state_dir, spec.worker_id)
+    stored = lease.acquire()
+    clock = AnchoredClock(not_before_ms=stored)
+    generator = SnowflakeGenerator(
+        spec.worker_id,
+        clock=clock,
+        max_lead_ms=config.max_lead_ms,
+        not_before_ms=stored,
+        lease_until_ms=max(stored, clock()),
+    )
+    keeper = LeaseKeeper(lease, generator, clock, int(config.lease_seconds * 1000))
+    # A clock already behind the stored lease at start (a restart after a step back) is the
+    # baseline, not a step seen while running.
+    keeper._last_skew_ms = clock.skew_ms
+    keeper.renew_now()
+    if keeper.last_error:
+        lease.release()
+        raise OSError(f"cannot write the lease file {lease.path}: {keeper.last_error}")
+    return keeper
+
+
+def make_readiness(config: Config, spec: WorkerSpec, keeper: LeaseKeeper, fingerprint: str) -> Any:
+    """The /readyz view of this worker: node, worker IDs, lease, clock, key."""
+    node = spec.node
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        status = keeper.status()
+        return keeper.healthy(), {
+            "node_id": None if node is None else node.node_id,
+            "node_id_source": "--worker-id" if node is None else node.source,
+            "node_bits": config.node_bits,
+            "worker_ids": list(spec.node_worker_ids),
+            "worker_id": spec.worker_id,
+            "slot": spec.slot,
+            "pid": os.getpid(),
+            "key_fingerprint": fingerprint,
+            **status,
+        }
+
+    return readiness
+
+
+async def serve_worker(
+    config: Config, spec: WorkerSpec, sock: socket.socket | None, stop: asyncio.Event
+) -> None:
+    """Run one worker until ``stop`` is set, then drain in-flight requests and return."""
+    from snowflake_tracker.web.app import create_app
+
+    keys = load_keys(config.secret_file)
+    keeper = claim(config, spec)
+    try:
+        app = create_app(
+            config,
+            generator=keeper.generator,
+            keyring=keys,
+            decode_key=keys.decode if keys.current_version else None,
+            readiness=make_readiness(config, spec, keeper, keys.fingerprint()),
+        )
+        runner = web.AppRunner(
+            app,
+            access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
+            shutdown_timeout=config.drain_seconds,
+            handle_signals=False,
+        )
+        await runner.setup()
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        await site.start()
+        renewer = asyncio.create_task(keep_lease(keeper, keeper.lease_ms / 3000))
+        log.info(
+            "worker started",
+            extra={"event": "worker_start", "worker_id": spec.worker_id, "slot": spec.slot},
+        )
+        try:
+            await stop.wait()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            started = time.monotonic()
+            await runner.cleanup()
+            # Nothing is issued after cleanup: record how far this worker really got, so a
+            # clean restart need not start a lease period ahead of the wall clock.
+            try:
+                keeper.lease.settle(keeper.generator.last_issued_ms)
+            except LeaseError as exc:
+                log.warning(str(exc), extra={"event": "lease_settle_failed"})
+            log.info(
+                "worker stopped",
+                extra={
+                    "event": "worker_stop",
+                    "worker_id": spec.worker_id,
+                    "drain_s": round(time.monotonic() - started, 3),
+                },
+            )
+    finally:
+        keeper.lease.release()
+
+
+def run_worker(config: Config, spec: WorkerSpec, sock: socket.socket | None) -> int:
+    """A worker process's main: its own event loop, SIGTERM/SIGINT to drain and stop."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_worker(config, spec, sock, stop)
+
+    asyncio.run(main())
+    return 0
