@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from snowflake_tracker.ids.layout import WORKER_BITS
 from snowflake_tracker.lease import default_state_dir
 
 ENV_PREFIX = "SNOWFLAKE_TRACKER_"
@@ -303,8 +304,11 @@ def load_config(
             ) from None
     if values["processes"] is None:
         # An explicit worker ID names a one-process node; otherwise one process per CPU.
+        # The CPUs this process may run on (a container's cpuset, not the host's count), and
+        # never more than a node has slots: an unset default should not refuse to start.
         one = values["worker_id"] is not None
-        values["processes"] = 1 if one else (cpu_count or os.cpu_count() or 1)
+        available = cpu_count or len(os.sched_getaffinity(0)) or 1
+        values["processes"] = 1 if one else min(available, 1 << (WORKER_BITS - values["node_bits"]))
     if values["state_dir"] is None:
         values["state_dir"] = default_state_dir(env)
     if values["metrics_host"] and values["metrics_port"] is None:
