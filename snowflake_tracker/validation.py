@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
 from math import isfinite
+from typing import NamedTuple
 
 from snowflake_tracker.countries import ASSIGNED
 
@@ -72,9 +72,12 @@ _GRAMS_PER_KG: int = 10**WEIGHT_DECIMALS
 _MICROSECOND_DIGITS = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Parcel:
-    """A parcel whose every parameter passed the contract, in canonical form."""
+class Parcel(NamedTuple):
+    """A parcel whose every parameter passed the contract, in canonical form.
+
+    A named tuple rather than a frozen dataclass: it is built once per parcel on the hot path,
+    and a tuple is built in a third of the time.
+    """
 
     origin_country_id: str
     destination_country_id: str
@@ -113,19 +116,14 @@ def validate_parcel(
     """
     max_grams, max_whole_digits = _weight_limit(max_weight_kg)
     get = params.get
-    values: list[object] = []
-    missing: list[str] = []
-    for name in FIELDS:
-        value = get(name)
-        if isinstance(value, (list, tuple)) and len(value) < 2:
-            value = value[0] if value else None
-        # str.isspace() and str.strip() agree on what whitespace is, so this is "empty after
-        # trimming" without building the trimmed copy.
-        if value is None or (isinstance(value, str) and (not value or value.isspace())):
-            missing.append(name)
-        values.append(value)
-    if missing:
-        raise MissingFields(missing)
+    values: list[object] = [get(name) for name in FIELDS]
+    # The common case, seven non-blank strings, is settled in one pass; str.isspace() and
+    # str.strip() agree on what whitespace is, so this is "empty after trimming" without
+    # building the trimmed copy.
+    for value in values:
+        if type(value) is not str or not value or value.isspace():
+            values = _unwrap_and_check_present(values)
+            break
 
     # Each check raises only on bad input, where the cost no longer matters; a try block costs
     # nothing when nothing is raised.
@@ -172,6 +170,22 @@ def validate_parcel(
     )
 
 
+def _unwrap_and_check_present(values: list[object]) -> list[object]:
+    """Take single values out of lists; raise MissingFields for absent or blank ones."""
+    missing: list[str] = []
+    unwrapped: list[object] = []
+    for name, given in zip(FIELDS, values, strict=True):
+        value = given
+        if isinstance(value, (list, tuple)) and len(value) < 2:
+            value = value[0] if value else None
+        if value is None or (isinstance(value, str) and (not value or value.isspace())):
+            missing.append(name)
+        unwrapped.append(value)
+    if missing:
+        raise MissingFields(missing)
+    return unwrapped
+
+
 def parse_rfc3339(text: str, *, space_means_plus: bool = False) -> datetime:
     """Read an RFC 3339 date-time with an offset into an aware ``datetime``.
 
@@ -184,6 +198,20 @@ def parse_rfc3339(text: str, *, space_means_plus: bool = False) -> datetime:
         raise ValueError(
             "expected YYYY-MM-DDTHH:MM:SS, an optional fraction of 1 to 9 digits, then Z or ±HH:MM"
         )
+    sign = match.group(8)
+    # The common shape: datetime.fromisoformat (C, a tenth of the cost) reads it exactly as
+    # below, once the one thing it allows and RFC 3339 does not is ruled out: offset minutes
+    # above 59. Anything it refuses falls through, for a precise message.
+    common = sign != " " and text[10] == "T" and text[-1] != "z" and text[:4] not in _EDGE_YEARS
+    if common and (sign is None or (text[-5:-3] <= "23" and text[-2:] <= "59")):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return _parse_rfc3339_fields(text, match, space_means_plus)
+
+
+def _parse_rfc3339_fields(text: str, match: re.Match[str], space_means_plus: bool) -> datetime:
     year_text, month_text, day_text, hour_text, minute_text, second_text, fraction, sign = (
         match.group(1, 2, 3, 4, 5, 6, 7, 8)
     )
@@ -252,6 +280,8 @@ _NOT_IN_NAME = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 
+# Years whose times can overflow when converted to UTC, or do not exist: the slow path only.
+_EDGE_YEARS = frozenset({"0000", "0001", "9999"})
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Offsets seen so far, by their text ("+08:00", " 08:00"): at most 3 x 24 x 60 entries.
 _OFFSETS: dict[str, timezone] = {"+00:00": UTC, "-00:00": UTC, " 00:00": UTC}

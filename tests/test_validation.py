@@ -813,3 +813,54 @@ def test_isoformat_output_reads_back_as_the_same_time(moment: datetime) -> None:
     assert parsed == moment
     assert parsed.utcoffset() == moment.utcoffset()
     assert parsed.microsecond == moment.microsecond
+
+
+_TWO_DIGITS = st.integers(0, 99).map("{:02d}".format)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    year=st.sampled_from(["0000", "0001", "1900", "2000", "2023", "2024", "9999"]),
+    month=_TWO_DIGITS,
+    day=_TWO_DIGITS,
+    hour=_TWO_DIGITS,
+    minute=_TWO_DIGITS,
+    second=_TWO_DIGITS,
+    fraction=st.sampled_from(["", ".1", ".123456", ".1234567", ".123456789"]),
+    offset=st.one_of(
+        st.sampled_from(["Z", "z"]),
+        st.tuples(st.sampled_from("+- "), _TWO_DIGITS, _TWO_DIGITS).map(
+            lambda parts: f"{parts[0]}{parts[1]}:{parts[2]}"
+        ),
+    ),
+    separator=st.sampled_from("Tt"),
+)
+def test_the_fast_rfc3339_path_agrees_with_the_field_by_field_parser(
+    year: str,
+    month: str,
+    day: str,
+    hour: str,
+    minute: str,
+    second: str,
+    fraction: str,
+    offset: str,
+    separator: str,
+) -> None:
+    """For every well-shaped date-time, the fast path accepts and reads exactly what the
+    field-by-field parser does, and refuses exactly what it refuses."""
+    from snowflake_tracker import validation
+
+    text = f"{year}-{month}-{day}{separator}{hour}:{minute}:{second}{fraction}{offset}"
+    match = validation._RFC3339.fullmatch(text)
+    assert match is not None
+    try:
+        expected: datetime | None = validation._parse_rfc3339_fields(text, match, True)
+    except ValueError:
+        expected = None
+    try:
+        got: datetime | None = parse_rfc3339(text, space_means_plus=True)
+    except ValueError:
+        got = None
+    assert got == expected
+    if got is not None and expected is not None:
+        assert got.utcoffset() == expected.utcoffset()
