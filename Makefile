@@ -48,8 +48,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(RUFF_OPTS) $(LINTED)
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_core.py
+# The whole benchmark suite (benchmarks/README.md); BENCH_ARGS=--quick for a short smoke run.
+# wrk comes from system-deps; the bench extra (matplotlib, py-spy) into the virtual environment.
+bench: $(STAMP) system-deps
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
