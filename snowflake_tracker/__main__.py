@@ -43,12 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 def decode_command(number: str, secret_file: str | None, env: Mapping[str, str]) -> int:
     """Print what a number holds, or why it is not a valid number (exit status 1)."""
     from snowflake_tracker.countries import ASSIGNED
-    from snowflake_tracker.secrets import load_keys
+    from snowflake_tracker.secrets import SecretFileError, load_keys
     from snowflake_tracker.web.handlers import describe
 
     path = secret_file or env.get("SNOWFLAKE_TRACKER_SECRET_FILE")
     try:
         keys = load_keys(path)
+    except SecretFileError as exc:
+        print(f"snowflake-tracker: {exc}", file=sys.stderr)
+        return 2
+    try:
         answer = describe(number, ASSIGNED, keys.decode if keys.current_version else None)
     except ValueError as exc:
         print(f"not a valid tracking number: {exc}", file=sys.stderr)

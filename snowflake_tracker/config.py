@@ -20,6 +20,9 @@ from snowflake_tracker.ids.layout import WORKER_BITS
 from snowflake_tracker.lease import default_state_dir
 
 ENV_PREFIX = "SNOWFLAKE_TRACKER_"
+# Upper bound of the seconds settings: a lease reaching hours ahead would, after a crash,
+# start the worker's clock that far in the future.
+MAX_SECONDS = 3600.0
 
 
 class ConfigError(ValueError):
@@ -74,8 +77,12 @@ def _positive_decimal(text: str) -> Decimal:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
+    # Checked after the conversion: a Decimal like 1e400 or 1e-400 is finite and positive,
+    # but becomes an infinite or zero float.
     value = float(_positive_decimal(text))
+    if not 0.001 <= value <= MAX_SECONDS:
+        raise ValueError
     return value
 
 
@@ -190,17 +197,24 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "lease_seconds",
-        _positive_float,
+        _seconds,
         10.0,
         "how far ahead each durable lease reaches",
-        "a positive number of seconds",
+        "a number of seconds from 0.001 to 3600",
     ),
     Setting(
         "drain_seconds",
-        _positive_float,
+        _seconds,
         10.0,
         "grace period for in-flight requests on SIGTERM",
-        "a positive number of seconds",
+        "a number of seconds from 0.001 to 3600",
+    ),
+    Setting(
+        "metrics",
+        _bool,
+        True,
+        "count requests and serve /metrics (--no-metrics: no /metrics, nothing counted)",
+        "true or false",
     ),
     Setting(
         "metrics_host",
@@ -244,6 +258,7 @@ class Config:
     max_lead_ms: int = 2000
     lease_seconds: float = 10.0
     drain_seconds: float = 10.0
+    metrics: bool = True
     metrics_host: str = ""
     metrics_port: int | None = None
     access_log: bool = False
@@ -252,7 +267,7 @@ class Config:
     @property
     def separate_metrics(self) -> bool:
         """Whether /metrics has a listener of its own."""
-        return self.metrics_port is not None
+        return self.metrics and self.metrics_port is not None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -314,6 +329,11 @@ def load_config(
     if values["metrics_host"] and values["metrics_port"] is None:
         raise ConfigError(
             "--metrics-host needs --metrics-port / SNOWFLAKE_TRACKER_METRICS_PORT as well."
+        )
+    if not values["metrics"] and values["metrics_port"] is not None:
+        raise ConfigError(
+            "--metrics-port / SNOWFLAKE_TRACKER_METRICS_PORT has no use with --no-metrics / "
+            "SNOWFLAKE_TRACKER_METRICS=false; drop one of them."
         )
     if values["metrics_port"] is not None and not values["metrics_host"]:
         values["metrics_host"] = values["host"]

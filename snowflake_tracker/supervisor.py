@@ -8,23 +8,33 @@ file backs this up across supervisors on one host.
 
 Signals are blocked in the supervisor and taken synchronously with ``sigtimedwait``, so there
 is no handler to race with ``waitpid``; each child unblocks them before it starts its loop.
+
+Metrics (web/metrics.py) are one view of the whole node: every process counts into files in
+one directory, private to this node run. The supervisor makes it empty at start, names it in
+PROMETHEUS_MULTIPROC_DIR before anything imports prometheus_client, tells the metrics of each
+reaped worker, and removes the directory when the node stops. With ``--metrics-port`` it binds
+that socket once too, and every worker serves ``/metrics`` on it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from snowflake_tracker.config import Config
 from snowflake_tracker.lease import LeaseError, LeaseHeldError, WorkerLease
 from snowflake_tracker.logs import configure_logging
+from snowflake_tracker.secrets import SecretFileError, load_keys
 from snowflake_tracker.worker import WorkerSpec, run_worker
 from snowflake_tracker.worker_id import WorkerIdError, plan_worker_ids
 
@@ -44,6 +54,9 @@ STABLE_AFTER_S = 30.0
 # After the drain deadline, stragglers get this long after SIGKILL to be reaped.
 KILL_GRACE_S = 5.0
 LISTEN_BACKLOG = 2048
+# prometheus_client's switch to multiprocess mode; it reads it when it is first imported.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "snowflake-tracker-metrics-"
 
 
 @dataclass(slots=True)
@@ -59,12 +72,54 @@ class Slot:
 
 def bind(config: Config) -> socket.socket:
     """Bind the listening socket once; every worker accepts on it."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    return _listen(config.host, config.port)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server(
-        (config.host, config.port), family=family, backlog=LISTEN_BACKLOG, reuse_port=False
+        (host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=False
     )
     sock.setblocking(False)
     return sock
+
+
+def make_metrics_dir() -> Path:
+    """A new, empty directory for this node run's metrics, named in PROMETHEUS_MULTIPROC_DIR.
+
+    A fresh private directory (under TMPDIR) per run: no count survives from a previous run,
+    and two nodes on one host never share one. It must be set before prometheus_client is
+    first imported, which nothing in the supervisor has done yet (tests/test_metrics.py).
+    The supervisor's PID is in the name, so a later node can remove the directory of one
+    that was killed before it could (:func:`remove_stale_metrics_dirs`).
+    """
+    parent = Path(tempfile.gettempdir())
+    remove_stale_metrics_dirs(parent)
+    path = Path(tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent))
+    os.environ[METRICS_DIR_ENV] = str(path)
+    return path
+
+
+def remove_stale_metrics_dirs(parent: Path) -> None:
+    """Remove metrics directories whose supervisor no longer runs (it was SIGKILLed).
+
+    In a container /tmp often outlives the process (an emptyDir survives a restart), and
+    each such leftover would hold a few files per worker for good.
+    """
+    for path in parent.glob(METRICS_DIR_PREFIX + "*-*"):
+        pid_text = path.name[len(METRICS_DIR_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_exists(int(pid_text)) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_worker_ids_free(config: Config, worker_ids: list[int]) -> None:
@@ -75,7 +130,13 @@ def check_worker_ids_free(config: Config, worker_ids: list[int]) -> None:
         lease.release()
 
 
-def spawn(config: Config, slot: Slot, sock: socket.socket, before_exec: Callable[[], None]) -> int:
+def spawn(
+    config: Config,
+    slot: Slot,
+    sock: socket.socket,
+    before_exec: Callable[[], None],
+    metrics_sock: socket.socket | None = None,
+) -> int:
     """Fork a worker into ``slot``; the child never returns from here."""
     pid = os.fork()
     if pid:
@@ -86,8 +147,11 @@ def spawn(config: Config, slot: Slot, sock: socket.socket, before_exec: Callable
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         before_exec()
-        status = run_worker(config, slot.spec, sock)
+        status = run_worker(config, slot.spec, sock, metrics_sock)
     except LeaseHeldError as exc:
+        log.error(str(exc), extra={"event": "worker_refused", "worker_id": slot.spec.worker_id})
+        status = EXIT_FATAL
+    except SecretFileError as exc:
         log.error(str(exc), extra={"event": "worker_refused", "worker_id": slot.spec.worker_id})
         status = EXIT_FATAL
     except (LeaseError, OSError) as exc:
@@ -121,16 +185,21 @@ class Supervisor:
         sock: socket.socket,
         before_exec: Callable[[], None] = lambda: None,
         on_death: Callable[[int], None] = lambda pid: None,
+        *,
+        on_respawn: Callable[[WorkerSpec], None] = lambda spec: None,
+        metrics_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.slots = slots
         self.sock = sock
         self.before_exec = before_exec
         self.on_death = on_death
+        self.on_respawn = on_respawn
+        self.metrics_sock = metrics_sock
         self.fatal = False
 
     def _start(self, slot: Slot) -> None:
-        slot.pid = spawn(self.config, slot, self.sock, self.before_exec)
+        slot.pid = spawn(self.config, slot, self.sock, self.before_exec, self.metrics_sock)
         slot.started = time.monotonic()
         log.info(
             "worker spawned",
@@ -188,6 +257,7 @@ class Supervisor:
             now = time.monotonic()
             for slot in self.slots:
                 if slot.pid == 0 and slot.respawn_at <= now:
+                    self.on_respawn(slot.spec)
                     self._start(slot)
             due = [s.respawn_at - now for s in self.slots if s.pid == 0]
             timeout = max(0.01, min(due)) if due else 1.0
@@ -197,6 +267,11 @@ class Supervisor:
             self._reap(stopping=False)
         return self.stop(stop_signal)
 
+    def _close_listeners(self) -> None:
+        self.sock.close()
+        if self.metrics_sock is not None:
+            self.metrics_sock.close()
+
     def stop(self, signum: int) -> int:
         """Tell every worker to drain, wait for them within the grace period, then exit."""
         reason = signal.Signals(signum).name if signum else "a worker could not start"
@@ -204,6 +279,10 @@ class Supervisor:
         for slot in self.slots:
             if slot.pid:
                 os.kill(slot.pid, signal.SIGTERM)
+        # Our copy of the listening socket would keep the kernel accepting connections that
+        # no worker will ever answer; closed, new clients are refused at once once the
+        # workers close theirs.
+        self._close_listeners()
         deadline = time.monotonic() + self.config.drain_seconds + 1.0
         killed = False
         while any(s.pid for s in self.slots):
@@ -223,7 +302,7 @@ class Supervisor:
                 continue
             signal.sigtimedwait(HANDLED_SIGNALS, min(remaining, 0.5))
             self._reap(stopping=True)
-        self.sock.close()
+        self._close_listeners()
         if self.fatal:
             return 1
         return 0
@@ -242,7 +321,10 @@ def serve(config: Config, env: Mapping[str, str]) -> int:
             node_bits=config.node_bits,
         )
         check_worker_ids_free(config, worker_ids)
-    except (WorkerIdError, LeaseError) as exc:
+        # Read once here so a bad key file stops the start with its sentence, rather than
+        # every worker failing after the fork; each worker reads it again for itself.
+        load_keys(config.secret_file)
+    except (WorkerIdError, LeaseError, SecretFileError) as exc:
         print(f"snowflake-tracker: {exc}", file=sys.stderr)
         return 2
     try:
@@ -254,21 +336,77 @@ def serve(config: Config, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
         return 2
-    host, port = sock.getsockname()[:2]
-    log.info(
-        "node listening",
-        extra={
-            "event": "node_start",
-            "host": host,
-            "port": port,
-            "node_id": None if node is None else node.node_id,
-            "node_id_source": "--worker-id" if node is None else node.source,
-            "worker_ids": worker_ids,
-            "state_dir": str(config.state_dir),
-        },
-    )
-    specs = [
-        WorkerSpec(slot, worker_id, node, tuple(worker_ids))
-        for slot, worker_id in enumerate(worker_ids)
-    ]
-    return Supervisor(config, [Slot(spec) for spec in specs], sock).run()
+    metrics_sock = None
+    if config.metrics and config.metrics_port is not None:
+        try:
+            metrics_sock = _listen(config.metrics_host, config.metrics_port)
+        except OSError as exc:
+            sock.close()
+            print(
+                f"snowflake-tracker: cannot listen on {config.metrics_host}:"
+                f"{config.metrics_port} (--metrics-host/--metrics-port): "
+                f"{exc.strerror or exc}.",
+                file=sys.stderr,
+            )
+            return 2
+    metrics_dir = make_metrics_dir() if config.metrics else None
+    try:
+        specs = [
+            WorkerSpec(slot, worker_id, node, tuple(worker_ids), metrics_dir)
+            for slot, worker_id in enumerate(worker_ids)
+        ]
+        host, port = sock.getsockname()[:2]
+        listening: dict[str, object] = {"host": host, "port": port}
+        if metrics_sock is not None:
+            metrics_host, metrics_port = metrics_sock.getsockname()[:2]
+            listening.update(metrics_host=metrics_host, metrics_port=metrics_port)
+        log.info(
+            "node listening",
+            extra={
+                "event": "node_start",
+                **listening,
+                "node_id": None if node is None else node.node_id,
+                "node_id_source": "--worker-id" if node is None else node.source,
+                "worker_ids": worker_ids,
+                "state_dir": str(config.state_dir),
+                "metrics_dir": None if metrics_dir is None else str(metrics_dir),
+            },
+        )
+        return supervise(config, specs, sock, metrics_sock)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def supervise(
+    config: Config,
+    specs: list[WorkerSpec],
+    sock: socket.socket,
+    metrics_sock: socket.socket | None = None,
+) -> int:
+    """Run the slots of ``specs`` until the node stops, counting restarts when metrics are on."""
+    slots = [Slot(spec) for spec in specs]
+    metrics_dir = specs[0].metrics_dir if specs else None
+    if metrics_dir is None:
+        return Supervisor(config, slots, sock, metrics_sock=metrics_sock).run()
+    # Only now, with PROMETHEUS_MULTIPROC_DIR set (make_metrics_dir).
+    from snowflake_tracker.web.metrics import NodeMetrics
+
+    node_metrics = NodeMetrics(len(specs), multiprocess_dir=metrics_dir)
+    for spec in specs:
+        node_metrics.watch_slot(spec.slot, spec.worker_id)
+
+    def on_death(pid: int) -> None:
+        # Called while the reaped process is still the slot's, before the slot is refilled.
+        for slot in slots:
+            if slot.pid == pid:
+                node_metrics.worker_died(slot.spec.slot)
+
+    return Supervisor(
+        config,
+        slots,
+        sock,
+        on_death=on_death,
+        on_respawn=lambda spec: node_metrics.worker_restarted(spec.slot, spec.worker_id),
+        metrics_sock=metrics_sock,
+    ).run()

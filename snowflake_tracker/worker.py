@@ -21,7 +21,8 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -32,21 +33,31 @@ from snowflake_tracker.lease import LeaseError, WorkerLease
 from snowflake_tracker.secrets import load_keys
 from snowflake_tracker.worker_id import NodeIdentity
 
+if TYPE_CHECKING:
+    from snowflake_tracker.web.metrics import Metrics
+
 log = logging.getLogger("snowflake_tracker.worker")
 
 # A wall clock that moves against the monotonic one by more than this between two checks has
 # been stepped (by an operator, or NTP in step mode); smaller drift is slewing, not a step.
 CLOCK_STEP_THRESHOLD_MS = 1_000
+# aiohttp's default access log line plus the time taken (%Tf, seconds). With JSON logs each
+# atom is also a field of its own (logs.py), e.g. "request_time_frac" and "response_status".
+ACCESS_LOG_FORMAT = '%a %t "%r" %s %b %Tf "%{Referer}i" "%{User-Agent}i"'
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """What the supervisor tells a worker: its slot, its worker ID, and the node's plan."""
+    """What the supervisor tells a worker: its slot, its worker ID, and the node's plan.
+
+    ``metrics_dir`` is the node's shared metrics directory (None: metrics off).
+    """
 
     slot: int
     worker_id: int
     node: NodeIdentity | None
     node_worker_ids: tuple[int, ...]
+    metrics_dir: Path | None = None
 
 
 @dataclass(slots=True)
@@ -63,27 +74,52 @@ class LeaseKeeper:
     clock_steps_back: int = 0
     clock_step_back_ms: int = 0
     _last_skew_ms: int = field(default=0)
+    _failing_since_ms: int | None = field(default=None)
+    _expired: bool = field(default=False)
 
     def renew_now(self) -> None:
         """Write a lease reaching ``lease_ms`` past the clock, then let the generator use it."""
-        until = self.clock() + self.lease_ms
+        now = self.clock()
+        until = now + self.lease_ms
         try:
             self.lease.write(until)
         except OSError as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if self._failing_since_ms is None:
+                self._failing_since_ms = now
             log.error(
                 "lease write failed",
                 extra={
                     "event": "lease_failed",
                     "worker_id": self.generator.worker_id,
                     "error": self.last_error,
+                    "remaining_ms": self.remaining_ms,
                 },
             )
+            if self.remaining_ms <= 0 and not self._expired:
+                # Once, not at every failed retry: from now on requests are answered 503.
+                self._expired = True
+                log.error(
+                    "lease expired: no numbers are issued until it is written again",
+                    extra={"event": "lease_expired", "worker_id": self.generator.worker_id},
+                )
             return
         self.generator.extend_lease(until)
         self.renewals += 1
         self.last_error = ""
+        if self._failing_since_ms is not None:
+            log.warning(
+                "lease written again after failures",
+                extra={
+                    "event": "lease_recovered",
+                    "worker_id": self.generator.worker_id,
+                    "failed_for_ms": now - self._failing_since_ms,
+                    "expired": self._expired,
+                },
+            )
+            self._failing_since_ms = None
+            self._expired = False
 
     def check_clock(self) -> None:
         """Notice a wall clock stepped backwards (the IDs are safe; the operator should know)."""
@@ -97,6 +133,19 @@ class LeaseKeeper:
                 extra={
                     "event": "clock_step_back",
                     "step_ms": step,
+                    "ahead_of_wall_clock_ms": skew,
+                    "worker_id": self.generator.worker_id,
+                },
+            )
+        elif -step > CLOCK_STEP_THRESHOLD_MS:
+            # Harmless for uniqueness, but the numbers' mint times now lag the wall clock by
+            # this much until the worker restarts (the clock is anchored once, at start).
+            log.info(
+                "wall clock stepped forwards",
+                extra={
+                    "event": "clock_step_forward",
+                    "step_ms": -step,
+                    "ahead_of_wall_clock_ms": skew,
                     "worker_id": self.generator.worker_id,
                 },
             )
@@ -106,6 +155,11 @@ class LeaseKeeper:
     def remaining_ms(self) -> int:
         """How long until the generator reaches the durable lease."""
         return self.generator.lease_until_ms - self.clock()
+
+    @property
+    def ahead_of_wall_clock_ms(self) -> int:
+        """How far the ID clock runs ahead of the wall clock (negative: behind)."""
+        return self.clock.skew_ms
 
     def healthy(self) -> bool:
         return self.remaining_ms > 0 and not self.last_error
@@ -124,7 +178,7 @@ class LeaseKeeper:
             "clock": {
                 "state": "ok",
                 "now_ms": now,
-                "ahead_of_wall_clock_ms": self.clock.skew_ms,
+                "ahead_of_wall_clock_ms": self.ahead_of_wall_clock_ms,
                 "steps_back_seen": self.clock_steps_back,
                 "id_years_left": round(years_left(now), 2),
             },
@@ -161,6 +215,17 @@ def claim(config: Config, spec: WorkerSpec) -> LeaseKeeper:
     if keeper.last_error:
         lease.release()
         raise OSError(f"cannot write the lease file {lease.path}: {keeper.last_error}")
+    log.info(
+        "lease claimed",
+        extra={
+            "event": "lease_claimed",
+            "worker_id": spec.worker_id,
+            "stored_lease_ms": stored,
+            "lease_until_ms": generator.lease_until_ms,
+            # Positive after a restart with the wall clock behind the stored lease.
+            "ahead_of_wall_clock_ms": keeper.ahead_of_wall_clock_ms,
+        },
+    )
     return keeper
 
 
@@ -185,35 +250,79 @@ def make_readiness(config: Config, spec: WorkerSpec, keeper: LeaseKeeper, finger
     return readiness
 
 
-async def serve_worker(
-    config: Config, spec: WorkerSpec, sock: socket.socket | None, stop: asyncio.Event
+def make_worker_metrics(
+    spec: WorkerSpec, keeper: LeaseKeeper, key_version: int, fingerprint: str
+) -> Metrics:
+    """This worker's metrics: into the node's shared directory, else this process's own."""
+    # Imported here, after the supervisor set PROMETHEUS_MULTIPROC_DIR (web/metrics.py).
+    from snowflake_tracker.web.metrics import Metrics, name_metric_files, slot_files_name
+
+    if spec.metrics_dir is not None:
+        name_metric_files(slot_files_name(spec.slot))
+    metrics = Metrics(multiprocess_dir=spec.metrics_dir)
+    metrics.describe_worker(
+        spec.worker_id, spec.slot, None if spec.node is None else spec.node.node_id
+    )
+    metrics.describe_key(key_version, fingerprint)
+    metrics.watch_lease(keeper, spec.worker_id)
+    return metrics
+
+
+async def start_site(
+    runner: web.AppRunner, sock: socket.socket | None, host: str, port: int
 ) -> None:
-    """Run one worker until ``stop`` is set, then drain in-flight requests and return."""
-    from snowflake_tracker.web.app import create_app
+    """Serve on the supervisor's shared socket, or bind one of our own (no supervisor)."""
+    await runner.setup()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+
+
+async def serve_worker(
+    config: Config,
+    spec: WorkerSpec,
+    sock: socket.socket | None,
+    stop: asyncio.Event,
+    metrics_sock: socket.socket | None = None,
+) -> None:
+    """Run one worker until ``stop`` is set, then drain in-flight requests and return.
+
+    With a separate metrics listener, every worker serves ``/metrics`` on the socket the
+    supervisor bound for it, as on the service port: any live worker answers for the node.
+    """
+    from snowflake_tracker.web.app import create_app, create_metrics_app
 
     keys = load_keys(config.secret_file)
     keeper = claim(config, spec)
     try:
+        metrics = None
+        if config.metrics:
+            metrics = make_worker_metrics(spec, keeper, keys.current_version, keys.fingerprint())
         app = create_app(
             config,
             generator=keeper.generator,
             keyring=keys,
             decode_key=keys.decode if keys.current_version else None,
             readiness=make_readiness(config, spec, keeper, keys.fingerprint()),
+            metrics=metrics,
         )
         runner = web.AppRunner(
             app,
             access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
+            access_log_format=ACCESS_LOG_FORMAT,
             shutdown_timeout=config.drain_seconds,
             handle_signals=False,
         )
-        await runner.setup()
-        site: web.BaseSite
-        if sock is not None:
-            site = web.SockSite(runner, sock)
-        else:
-            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
-        await site.start()
+        await start_site(runner, sock, config.host, config.port)
+        metrics_runner = None
+        if metrics is not None and config.metrics_port is not None:
+            metrics_runner = web.AppRunner(
+                create_metrics_app(metrics), access_log=None, handle_signals=False
+            )
+            await start_site(metrics_runner, metrics_sock, config.metrics_host, config.metrics_port)
         renewer = asyncio.create_task(keep_lease(keeper, keeper.lease_ms / 3000))
         log.info(
             "worker started",
@@ -227,6 +336,8 @@ async def serve_worker(
                 await renewer
             started = time.monotonic()
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             # Nothing is issued after cleanup: record how far this worker really got, so a
             # clean restart need not start a lease period ahead of the wall clock.
             try:
@@ -245,7 +356,12 @@ async def serve_worker(
         keeper.lease.release()
 
 
-def run_worker(config: Config, spec: WorkerSpec, sock: socket.socket | None) -> int:
+def run_worker(
+    config: Config,
+    spec: WorkerSpec,
+    sock: socket.socket | None,
+    metrics_sock: socket.socket | None = None,
+) -> int:
     """A worker process's main: its own event loop, SIGTERM/SIGINT to drain and stop."""
 
     async def main() -> None:
@@ -253,7 +369,7 @@ def run_worker(config: Config, spec: WorkerSpec, sock: socket.socket | None) -> 
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve_worker(config, spec, sock, stop)
+        await serve_worker(config, spec, sock, stop, metrics_sock)
 
     asyncio.run(main())
     return 0

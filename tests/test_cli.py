@@ -156,14 +156,16 @@ def test_decode_refuses_a_number_with_one_character_changed(position: int) -> No
 
 
 def test_decode_with_a_missing_secret_file_refuses(tmp_path: Path) -> None:
-    """``decode --secret-file`` naming no file exits 1, naming the file and the setting."""
+    """``decode --secret-file`` naming no file exits 2 (a setting, not the number, is wrong),
+    naming the file and the setting."""
     number, _, _ = fresh_number()
     missing = tmp_path / "missing-keys.txt"
 
     run = run_cli("decode", number, "--secret-file", str(missing))
 
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert_refusal(run, str(missing), "--secret-file")
+    assert "not a valid tracking number" not in run.stderr
 
 
 def test_serve_with_a_port_that_is_no_number_exits_2_naming_the_flag(tmp_path: Path) -> None:
@@ -186,13 +188,6 @@ def test_serve_with_a_worker_id_and_two_processes_refuses(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("worker-*.lock")), "it claimed a worker ID before refusing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the secret file is first read inside each worker after the fork: a missing file "
-        "crashes the worker with a traceback and the supervisor respawns it forever"
-    ),
-)
 def test_serve_with_a_missing_secret_file_refuses(tmp_path: Path) -> None:
     """``serve --secret-file`` naming no file exits non-zero at once, naming the file."""
     missing = tmp_path / "missing-keys.txt"
