@@ -22,6 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -294,6 +295,7 @@ async def serve_worker(
     supervisor bound for it, as on the service port: any live worker answers for the node.
     """
     from snowflake_tracker.web.app import create_app, create_metrics_app
+    from snowflake_tracker.web.protection import Limits, fit_open_files, make_runner
 
     keys = load_keys(config.secret_file)
     keeper = claim(config, spec)
@@ -309,6 +311,8 @@ async def serve_worker(
             readiness=make_readiness(config, spec, keeper, keys.fingerprint()),
             metrics=metrics,
         )
+        # Request limits, the header timeout and the connection cap (web/protection.py).
+        limits = fit_open_files(Limits.from_config(config))
         runner = web.AppRunner(
             app,
             access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
@@ -319,8 +323,8 @@ async def serve_worker(
         await start_site(runner, sock, config.host, config.port)
         metrics_runner = None
         if metrics is not None and config.metrics_port is not None:
-            metrics_runner = web.AppRunner(
-                create_metrics_app(metrics), access_log=None, handle_signals=False
+            metrics_runner = make_runner(
+                create_metrics_app(metrics), limits, access_log=None, handle_signals=False
             )
             await start_site(metrics_runner, metrics_sock, config.metrics_host, config.metrics_port)
         renewer = asyncio.create_task(keep_lease(keeper, keeper.lease_ms / 3000))
@@ -371,5 +375,18 @@ def run_worker(
             loop.add_signal_handler(signum, stop.set)
         await serve_worker(config, spec, sock, stop, metrics_sock)
 
-    asyncio.run(main())
+    event_loop_runner()(main())
     return 0
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner when the optional ``fast`` extra installed it, else asyncio's.
+
+    uvloop is optional: it speeds up the socket and event-loop work that is most of a
+    request's cost (benchmarks/README.md), but the service is correct without it.
+    """
+    try:
+        import uvloop  # noqa: PLC0415 - optional, looked up only when a worker starts
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
