@@ -210,6 +210,27 @@ SETTINGS: tuple[Setting, ...] = (
         "a number of seconds from 0.001 to 3600",
     ),
     Setting(
+        "max_connections",
+        _int_in(1, 1_000_000),
+        1024,
+        "most client connections one worker holds; past it a new one is answered 503",
+        "an integer from 1 to 1000000",
+    ),
+    Setting(
+        "header_timeout",
+        _seconds,
+        10.0,
+        "seconds a client has to send a request's headers, from its first byte (then 408)",
+        "a number of seconds from 0.001 to 3600",
+    ),
+    Setting(
+        "keepalive_timeout",
+        _seconds,
+        15.0,
+        "seconds an idle keep-alive connection stays open",
+        "a number of seconds from 0.001 to 3600",
+    ),
+    Setting(
         "metrics",
         _bool,
         True,
@@ -258,6 +279,9 @@ class Config:
     max_lead_ms: int = 2000
     lease_seconds: float = 10.0
     drain_seconds: float = 10.0
+    max_connections: int = 1024
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
     metrics: bool = True
     metrics_host: str = ""
     metrics_port: int | None = None

@@ -349,6 +349,9 @@ def serve(config: Config, env: Mapping[str, str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    # From here on a SIGTERM waits for Supervisor.run to take it, so the node always stops
+    # through its cleanup (which removes the metrics directory), even during start-up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     metrics_dir = make_metrics_dir() if config.metrics else None
     try:
         specs = [

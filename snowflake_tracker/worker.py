@@ -20,9 +20,9 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -313,8 +313,9 @@ async def serve_worker(
         )
         # Request limits, the header timeout and the connection cap (web/protection.py).
         limits = fit_open_files(Limits.from_config(config))
-        runner = web.AppRunner(
+        runner = make_runner(
             app,
+            limits,
             access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
             access_log_format=ACCESS_LOG_FORMAT,
             shutdown_timeout=config.drain_seconds,
@@ -386,7 +387,7 @@ def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     request's cost (benchmarks/README.md), but the service is correct without it.
     """
     try:
-        import uvloop  # noqa: PLC0415 - optional, looked up only when a worker starts
+        import uvloop
     except ImportError:
         return asyncio.run
     return uvloop.run

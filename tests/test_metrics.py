@@ -279,7 +279,7 @@ async def test_worker_key_and_build_are_info_gauges_with_their_labels(
 async def test_metrics_off_removes_the_endpoint_and_every_instrument(
     aiohttp_client: MakeApp,
 ) -> None:
-    """With --no-metrics there is no /metrics (404), no middleware and no counting handler."""
+    """With --no-metrics there is no /metrics (404), no sync task and no counting handler."""
     app = create_app(Config(metrics=False), generator=SnowflakeGenerator(TEST_WORKER_ID))
     assert METRICS not in app
     assert list(app.middlewares) == []

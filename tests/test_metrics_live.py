@@ -217,6 +217,17 @@ async def test_a_separate_metrics_port_serves_the_node_view_instead_of_the_servi
     promtool_check(fetch(metrics_url)[1])
 
 
+def test_a_node_stopped_during_start_up_still_removes_its_metrics_directory(
+    nodes: NodeSet,
+) -> None:
+    """SIGTERM right after node_start, before any worker runs, still ends in a clean stop."""
+    node = nodes.start(processes=2)
+    metrics_dir = metrics_dir_of(node)
+    os.kill(node.pid, signal.SIGTERM)
+    assert node.wait_exit() == 0
+    assert not metrics_dir.exists()
+
+
 async def test_metrics_off_means_no_endpoint_and_no_directory(nodes: NodeSet) -> None:
     """--no-metrics: /metrics answers 404 and the node makes no metrics directory."""
     node = nodes.start(processes=1, args=["--no-metrics"])

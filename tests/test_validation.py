@@ -701,6 +701,32 @@ def test_arbitrary_input_raises_only_the_contract_errors(
         assert all(len(message) <= MAX_MESSAGE_LENGTH for message in exc.errors.values())
 
 
+# Any code point, lone surrogates and controls included: what a decoded query or JSON string can
+# hold at worst (st.text() leaves surrogates out by default).
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=300)
+
+
+@settings(max_examples=300)
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(FIELDS), ANY_TEXT | st.lists(ANY_TEXT, max_size=2), min_size=1
+    ),
+    max_weight=st.sampled_from([Decimal("0.001"), Decimal(1), Decimal(1000), Decimal(10**9)]),
+)
+def test_any_text_in_any_field_raises_only_the_contract_errors(
+    overrides: dict[str, object], max_weight: Decimal
+) -> None:
+    """Text of any code points in any field, under any maximum weight, gives a Parcel,
+    MissingFields or a bounded ValidationError, never another exception."""
+    try:
+        validate_parcel({**SAMPLE, **overrides}, max_weight_kg=max_weight)
+    except MissingFields as exc:
+        assert set(exc.missing) <= set(overrides)
+    except ValidationError as exc:
+        assert set(exc.errors) <= set(overrides) | {"weight"}
+        assert all(len(message) <= MAX_MESSAGE_LENGTH for message in exc.errors.values())
+
+
 @given(field=st.sampled_from(FIELDS), value=st.text(min_size=1, max_size=5000))
 def test_messages_are_bounded_whatever_the_text(field: str, value: str) -> None:
     """No error message grows with its input."""

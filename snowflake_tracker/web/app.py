@@ -31,8 +31,9 @@ METRICS = web.AppKey("metrics", Metrics)
 # The routes that mint one number: the hot path, which counts its own requests (handlers.py).
 NEXT_NUMBER_PATHS = ("/api/next-tracking-number", "/next-tracking-number")
 METRICS_PATH = "/metrics"
-# The last route: any path no other route matched, answered 404 in JSON.
-CATCH_ALL_PATH = "/{unmatched_path:.*}"
+# The last route: any path no other route matched, answered 404 in JSON. [\s\S], not ".":
+# a decoded path may hold a newline, which "." does not match.
+CATCH_ALL_PATH = r"/{unmatched_path:[\s\S]*}"
 
 # Room for the largest batch: a valid parcel is up to ~2.8 KB of JSON when its 200-character
 # name is escaped (\uXXXX, 6 bytes a character, 12 for an emoji). Anything larger is

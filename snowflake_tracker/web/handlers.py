@@ -61,8 +61,8 @@ def make_next_number(
 ) -> Handler:
     """GET /api/next-tracking-number: validate the seven parameters, mint one number.
 
-    With ``instruments`` the handler counts its own requests (the metrics middleware skips
-    this route) and the numbers it issues; without, it runs no metrics code at all.
+    With ``instruments`` the handler counts its own requests (it has no errors.guard wrapper
+    to do it) and the numbers it issues; without, it runs no metrics code at all.
     """
     mint = minter.mint
 

