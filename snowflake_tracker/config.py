@@ -252,6 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
         "an integer from 0 to 65535",
     ),
     Setting(
+        "reveal_keyed",
+        _bool,
+        False,
+        "show mint time, worker ID and sequence when decoding a keyed number (an internal "
+        "listener's choice: they re-expose what the key hides)",
+        "true or false",
+    ),
+    Setting(
         "access_log",
         _bool,
         False,
@@ -285,6 +293,7 @@ class Config:
     metrics: bool = True
     metrics_host: str = ""
     metrics_port: int | None = None
+    reveal_keyed: bool = False
     access_log: bool = False
     log_level: str = "INFO"
 

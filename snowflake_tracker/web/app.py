@@ -122,7 +122,7 @@ def create_app(
     add(
         "GET",
         "/api/tracking-numbers/{tracking_number}",
-        handlers.make_decode(ASSIGNED, decode_key, reveal=True),
+        handlers.make_decode(ASSIGNED, decode_key, reveal=config.reveal_keyed),
     )
     add("GET", "/healthz", handlers.healthz, allow_head=True)
     add(

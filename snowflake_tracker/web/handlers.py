@@ -35,6 +35,9 @@ from snowflake_tracker.web.errors import (
 from snowflake_tracker.web.metrics import MintingRoute
 
 DECODE_PATH = "/api/tracking-numbers/"
+# How far past the wall clock a genuine mint time can be: the lead the generator may borrow,
+# plus a clock anchored at a lease after a restart with the clock set back. A day is ample.
+FUTURE_TOLERANCE_MS = 86_400_000
 MAX_JSON_DEPTH = 4
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
@@ -209,11 +212,19 @@ def describe(
             f"Key version {number.key_version} is not configured on this server.",
             errors={"tracking_number": "made under a key this server does not hold"},
         )
-    elif not reveal:
-        return answer
     else:
         snowflake_id = decode_key(number.key_version, number.snowflake_id)
     parts = decompose(snowflake_id)
+    # The check character catches typing errors, not forgeries. A made-up number decodes to a
+    # time spread over the 69-year ID lifetime, so most claim a future no worker has reached.
+    if parts.unix_ms > time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS:
+        raise BadRequest(
+            "This is not a tracking number this service issued.",
+            errors={"tracking_number": "its mint time is in the future"},
+        )
+    if number.key_version and not reveal:
+        # What the key hides (mint time, worker, sequence) stays hidden on this listener.
+        return answer
     answer.update(
         minted_at=parts.minted_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         worker_id=parts.worker_id,
