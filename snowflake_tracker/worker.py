@@ -340,6 +340,7 @@ async def serve_worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             started = time.monotonic()
+            await drain(runner, config.drain_seconds)
             await runner.cleanup()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
@@ -359,6 +360,36 @@ async def serve_worker(
             )
     finally:
         keeper.lease.release()
+
+
+# How often a draining worker looks again for requests still in flight.
+DRAIN_POLL_S = 0.01
+
+
+async def drain(runner: web.AppRunner, timeout_s: float) -> None:
+    """Stop accepting, then let every request in flight finish, within ``timeout_s``.
+
+    aiohttp's own shutdown marks every connection closing first, and from then on a
+    connection drops the bytes that still arrive (RequestHandler.data_received), so a batch
+    whose body was still arriving would wait out the grace period and be cut off. Waiting
+    here, with the listener closed but the connections open, lets it finish; cleanup then
+    closes what is left idle. A connection accepted just before the listener closed gets a
+    few loop turns to start its request.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    for _ in range(3):
+        await asyncio.sleep(0)
+    while time.monotonic() < deadline and any(
+        # RequestHandler holds the request it is handling here (aiohttp 3.9 and later).
+        getattr(connection, "_current_request", None) is not None
+        for connection in server.connections
+    ):
+        await asyncio.sleep(DRAIN_POLL_S)
 
 
 def run_worker(

@@ -282,13 +282,6 @@ async def test_sigterm_under_load_exits_0_and_answers_every_request_in_flight(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "aiohttp's RequestHandler.data_received drops every byte that arrives after shutdown "
-        "has begun, so a handler still reading its body waits out the drain and is cut off"
-    ),
-)
 async def test_sigterm_lets_a_batch_still_arriving_finish(nodes: NodeSet) -> None:
     """A batch request whose body is half-sent at SIGTERM is read to the end and answered."""
     node = nodes.start(node_id=0, processes=1, args=DRAIN_ARGS)
