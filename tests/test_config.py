@@ -44,6 +44,7 @@ SAMPLES: dict[str, tuple[tuple[str, Any], tuple[str, Any]]] = {
     "metrics": (("false", False), ("yes", True)),
     "metrics_host": (("127.0.0.2", "127.0.0.2"), ("localhost", "localhost")),
     "metrics_port": (("9100", 9100), ("9101", 9101)),
+    "reveal_keyed": (("yes", True), ("0", False)),
     "access_log": (("true", True), ("off", False)),
     "log_level": (("debug", "DEBUG"), ("WARNING", "WARNING")),
 }
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics": True,
     "metrics_host": "",
     "metrics_port": None,
+    "reveal_keyed": False,
     "access_log": False,
     "log_level": "INFO",
 }
