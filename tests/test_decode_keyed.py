@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from conftest import SAMPLE_QUERY
 
 from snowflake_tracker.config import Config
 from snowflake_tracker.ids.codec import render
@@ -18,15 +19,6 @@ from snowflake_tracker.web.app import create_app
 AppClient = TestClient[web.Request, web.Application]
 Factory = Callable[[web.Application], Awaitable[AppClient]]
 KEYS = parse_secret_text("1 correct-horse-battery-staple-1\n2 correct-horse-battery-staple-2\n")
-SAMPLE = {
-    "origin_country_id": "MY",
-    "destination_country_id": "ID",
-    "weight": "1.234",
-    "created_at": "2018-11-20T19:29:32+08:00",
-    "customer_id": "de619854-b59b-425e-9db4-943979e1bd49",
-    "customer_name": "RedBox Logistics",
-    "customer_slug": "redbox-logistics",
-}
 
 
 async def keyed_client(aiohttp_client: Factory, keys: KeyRing, reveal: bool) -> AppClient:
@@ -40,7 +32,7 @@ async def keyed_client(aiohttp_client: Factory, keys: KeyRing, reveal: bool) -> 
 
 
 async def mint(client: AppClient) -> str:
-    response = await client.get("/api/next-tracking-number", params=SAMPLE)
+    response = await client.get("/api/next-tracking-number", params=SAMPLE_QUERY)
     assert response.status == 201
     number: str = (await response.json())["tracking_number"]
     return number
