@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from livenode import LiveNode
+from livenode import LiveNode, NodeSet
 
 from snowflake_tracker.config import Config
 from snowflake_tracker.ids.generator import SnowflakeGenerator
@@ -80,3 +81,10 @@ def live_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         node.wait_ready()
         yield node
         node.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[NodeSet]:
+    """Live nodes started by one test, every process group killed when it ends."""
+    with NodeSet(tmp_path) as node_set:
+        yield node_set

@@ -53,12 +53,6 @@ PROMETHEUS_WAIT_S = 30.0
 PROMETHEUS_START_S = 20.0
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeSet]:
-    with NodeSet(tmp_path) as node_set:
-        yield node_set
-
-
 def fetch(url: str, timeout: float = 5.0) -> tuple[int, str]:
     """GET ``url`` on a new connection: (status, body text), error statuses included."""
     try:

@@ -16,10 +16,9 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,12 +68,6 @@ CLOCK_SLACK_MS = 100
 # A lead over the wall clock that a stored lease (10 s by default) cannot explain.
 BEYOND_LEASE_MS = 15_000
 READY_WITHIN_S = 5.0
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeSet]:
-    with NodeSet(tmp_path) as node_set:
-        yield node_set
 
 
 def _lease_until_ms(node: LiveNode, worker_id: int) -> int:
