@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from conftest import SAMPLE_QUERY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,16 +26,8 @@ from snowflake_tracker.validation import (
     validate_parcel,
 )
 
-# The DESIGN §1 example request, its query string decoded.
-SAMPLE: dict[str, object] = {
-    "origin_country_id": "MY",
-    "destination_country_id": "ID",
-    "weight": "1.234",
-    "created_at": "2018-11-20T19:29:32+08:00",
-    "customer_id": "de619854-b59b-425e-9db4-943979e1bd49",
-    "customer_name": "RedBox Logistics",
-    "customer_slug": "redbox-logistics",
-}
+# The DESIGN §1 example request, its query string decoded (shared with the HTTP tests).
+SAMPLE: dict[str, object] = dict(SAMPLE_QUERY)
 
 # Long enough for any message, whatever the input: the fixed text plus an escaped prefix.
 MAX_MESSAGE_LENGTH = 400
